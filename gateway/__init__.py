@@ -1,0 +1,1 @@
+"""The fraud-scoring gateway: simple /predict JSON in, KServe v2 to Triton out."""

@@ -1,0 +1,45 @@
+"""Gateway settings, read once from ``FRAUD_*`` environment variables."""
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Triton's KServe v2 HTTP endpoint, host:port
+    triton_url: str = "127.0.0.1:8000"
+    model_name: str = "fraud_xgb"
+    n_features: int = 30
+    # rows per /predict/batch call; Triton's max_batch_size bounds a coalesced batch
+    max_batch_rows: int = 256
+    # bytes; nginx enforces the same cap in front
+    max_body_bytes: int = 1_048_576
+    # extra wait, in µs, for more rows before a coalesced batch leaves; 0 sends as
+    # soon as the event loop has gathered what already arrived
+    coalesce_window_us: int = 0
+    # seconds the gateway waits for Triton before answering 504
+    triton_timeout_s: float = 1.0
+    # seconds a /ready answer is reused, so probes do not hammer Triton
+    ready_cache_s: float = 0.5
+    # HTTP connections kept open to Triton per gateway worker
+    triton_connections: int = 8
+
+
+def _convert(raw: str, kind: type, name: str):
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(
+            f"environment variable {name}={raw!r} is not a valid {kind.__name__}"
+        ) from exc
+
+
+def load_settings(environ: dict | None = None) -> Settings:
+    """Settings from ``FRAUD_<FIELD>`` variables; unset ones keep their defaults."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for field in fields(Settings):
+        name = f"FRAUD_{field.name.upper()}"
+        if name in environ:
+            values[field.name] = _convert(environ[name], type(field.default), name)
+    return Settings(**values)
