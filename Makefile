@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install nginx train up down restart status logs test test-unit lint fmt clean \
-        perf-install loadtest-install bench locust loadtest report
+        perf-install loadtest-install bench locust loadtest report load-tools compare
 
 help:
 	@echo "make up       install, train if needed, start Triton + gateway + nginx"
@@ -22,6 +22,7 @@ help:
 	@echo "make locust   Locust web UI on :8089 aimed at nginx (scenarios in the picker)"
 	@echo "make loadtest SCENARIO=load|stress|spike   headless Locust, CSV + HTML"
 	@echo "make report   BENCHMARKS.md and docs/img/*.png from loadtest/results/"
+	@echo "make compare  baseline vs Triton direct vs /predict via nginx, then 2,000 req/s"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -139,3 +140,22 @@ loadtest: $(LOADTEST_STAMP)
 
 report: $(LOADTEST_STAMP)
 	$(BIN)/python -m loadtest.report --results $(RESULTS)
+
+# side-by-side comparison (loadtest/compare.py): wrk for closed-loop throughput,
+# h2load (Debian's nghttp2-client) for the constant-rate run
+COMPARE_ARGS ?=
+
+load-tools:
+	@for tool in wrk:wrk h2load:nghttp2-client; do \
+	  command -v $${tool%%:*} >/dev/null && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $${tool#*:} with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq $${tool#*:} >/dev/null; \
+	  else \
+	    echo "$${tool%%:*} is missing: install the Debian package $${tool#*:}"; \
+	    exit 1; \
+	  fi; done
+
+compare: $(LOADTEST_STAMP) load-tools model_repository/fraud_xgb/config.pbtxt
+	$(BIN)/python -m loadtest.compare $(COMPARE_ARGS)

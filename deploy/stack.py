@@ -35,6 +35,8 @@ class StackSettings:
     triton_metrics_port: int = 8002
     gateway_port: int = 8090
     gateway_workers: int = 1
+    # nginx reaches the gateway over a unix socket ("unix") or TCP on gateway_port
+    gateway_transport: str = "unix"
     # nginx per-client rate limit, and the burst it lets through on top
     nginx_rate: str = "20000r/s"
     nginx_burst: int = 5000
@@ -129,7 +131,7 @@ def template_values(s: StackSettings) -> dict:
         "FRAUD_NGINX_WORKERS": str(s.nginx_workers),
         "FRAUD_NGINX_LISTEN": f"127.0.0.1:{s.nginx_port}",
         "FRAUD_NGINX_CACHE_DIR": str(s.run_path / "nginx" / "cache"),
-        "FRAUD_GATEWAY_UPSTREAM": f"127.0.0.1:{s.gateway_port}",
+        "FRAUD_GATEWAY_UPSTREAM": gateway_upstream(s),
         "FRAUD_TRITON_UPSTREAM": f"127.0.0.1:{s.triton_http_port}",
         "FRAUD_RUN_DIR": str(s.run_path),
         "FRAUD_LOG_DIR": str(s.log_path),
@@ -187,16 +189,34 @@ def triton_command(s: StackSettings, backends: Path) -> list[str]:
     ]
 
 
+def gateway_socket(s: StackSettings) -> Path:
+    return s.run_path / "gateway.sock"
+
+
+def gateway_bind(s: StackSettings) -> list[str]:
+    if s.gateway_transport == "unix":
+        return [f"--uds={gateway_socket(s)}"]
+    if s.gateway_transport == "tcp":
+        return ["--host=127.0.0.1", f"--port={s.gateway_port}"]
+    sys.exit(f"FRAUD_GATEWAY_TRANSPORT={s.gateway_transport!r}: use unix or tcp")
+
+
+def gateway_upstream(s: StackSettings) -> str:
+    if s.gateway_transport == "unix":
+        return f"unix:{gateway_socket(s)}"
+    return f"127.0.0.1:{s.gateway_port}"
+
+
 def gateway_command(s: StackSettings) -> list[str]:
     return [
         str(Path(sys.executable).parent / "uvicorn"),
         "gateway.app:app",
-        "--host=127.0.0.1",
-        f"--port={s.gateway_port}",
+        *gateway_bind(s),
         f"--workers={s.gateway_workers}",
         "--loop=uvloop",
         "--http=httptools",
         "--no-access-log",
+        "--no-proxy-headers",
         "--timeout-keep-alive=75",
         "--timeout-graceful-shutdown=10",
         "--backlog=4096",
@@ -356,8 +376,11 @@ def up(s: StackSettings) -> None:
         sys.exit(f"no model in {s.model_repository}/{MODEL_NAME}: run make train")
     config = write_configs(s)
     if is_running(s):
-        print("already running; reloading changed programs")
+        print("already running; restarting changed programs, reloading nginx")
         supervisorctl(s, "update")
+        # nginx's own config is not part of its program entry: reload it always
+        # (graceful: old workers finish their requests)
+        supervisorctl(s, "signal", "HUP", "nginx")
     else:
         supervisord = Path(sys.executable).parent / "supervisord"
         subprocess.run([str(supervisord), "-c", str(config)], check=True)

@@ -17,6 +17,11 @@ class Settings:
     # extra wait, in µs, for more rows before a coalesced batch leaves; 0 sends as
     # soon as the event loop has gathered what already arrived
     coalesce_window_us: int = 0
+    # batches a worker keeps with Triton at once; rows arriving meanwhile gather
+    # into the next batch (0: no bound)
+    max_inflight: int = 2
+    # KServe v2 binary tensor extension instead of JSON number lists
+    binary_tensors: bool = True
     # seconds the gateway waits for Triton before answering 504
     triton_timeout_s: float = 1.0
     # seconds a /ready answer is reused, so probes do not hammer Triton
@@ -26,6 +31,10 @@ class Settings:
 
 
 def _convert(raw: str, kind: type, name: str):
+    if kind is bool:
+        if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+            raise ValueError(f"environment variable {name}={raw!r} is not a boolean")
+        return raw.lower() in {"1", "true", "yes"}
     try:
         return kind(raw)
     except ValueError as exc:

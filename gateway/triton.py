@@ -40,8 +40,12 @@ class TritonScorer:
     async def score(self, rows: np.ndarray) -> tuple[np.ndarray, str]:
         """P(fraud) per row, and the model version that produced them."""
         request = triton_http.InferInput("input", list(rows.shape), "FP32")
-        request.set_data_from_numpy(rows, binary_data=False)
-        wanted = [triton_http.InferRequestedOutput("probabilities", binary_data=False)]
+        request.set_data_from_numpy(rows, binary_data=self.settings.binary_tensors)
+        wanted = [
+            triton_http.InferRequestedOutput(
+                "probabilities", binary_data=self.settings.binary_tensors
+            )
+        ]
         try:
             result = await asyncio.wait_for(
                 self.client.infer(self.settings.model_name, [request], outputs=wanted),
