@@ -81,10 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", default="1,16")
     parser.add_argument("--concurrency", default="1,2,4,8,16")
     parser.add_argument(
-        "--interval-ms", type=int, default=2000, help="one measurement window"
+        "--interval-ms", type=int, default=1500, help="one measurement window"
     )
     parser.add_argument(
-        "--stability", type=int, default=25, help="allowed spread, percent"
+        "--stability", type=int, default=40, help="allowed spread, percent"
     )
     parser.add_argument("--rows", type=int, default=512, help="held-out rows sent")
     parser.add_argument(
@@ -165,7 +165,7 @@ def point_command(
         str(csv_path),
         f"--measurement-interval={window_ms}",
         f"--stability-percentage={band}",
-        "--max-trials=8",
+        "--max-trials=6",
     ]
     return command
 
