@@ -245,6 +245,19 @@ def _relative(arg: str) -> str:
     return f"{prefix}={path}" if prefix else path
 
 
+def bench_command(args: argparse.Namespace) -> str:
+    """The make command for this sweep, naming ports only where not the default."""
+    ports = [
+        f"FRAUD_TRITON_{kind}_PORT={target.rpartition(':')[2]}"
+        for kind, target, default in (
+            ("HTTP", args.http, "127.0.0.1:8000"),
+            ("GRPC", args.grpc, "127.0.0.1:8001"),
+        )
+        if target != default
+    ]
+    return " ".join([*ports, "make bench", *(["QUICK=1"] if args.quick else [])])
+
+
 def server_version(http: str) -> str:
     with urllib.request.urlopen(f"http://{http}/v2", timeout=5) as answer:
         return json.load(answer).get("version", "unknown")
@@ -312,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(measure(args, binary, env, point, data))
 
     meta = {
-        "command": "make bench QUICK=1" if args.quick else "make bench",
+        "command": bench_command(args),
+        "targets": {"http": args.http, "grpc": args.grpc},
         "quick": args.quick,
         "triton_version": server_version(args.http),
         "perf_analyzer": "tritonclient 2.50.0 wheel",

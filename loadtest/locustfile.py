@@ -474,6 +474,8 @@ def report_monitor(environment, **_kwargs) -> None:
         },
         locust_version=locust.__version__,
         settings=asdict(SCENARIO),
+        host=environment.host,
+        triton_url=getattr(options, "triton_url", ""),
     )
     if prefix:
         MONITOR.write(prefix)

@@ -36,6 +36,8 @@ MODE_LABELS = {
     "grpc": "gRPC",
 }
 
+DEFAULT_NGINX = "http://127.0.0.1:8080"
+DEFAULT_TRITON = "http://127.0.0.1:8000"
 # the locustfile's defaults, for results that did not record their settings
 SCENARIO_DEFAULTS = {
     "load_rps": 200,
@@ -351,8 +353,10 @@ def bench_section(results: Path, images: Path, image_link: str) -> str:
         f"Measured {meta.get('measured_at', 'at an unrecorded time')} in "
         f"{meta.get('seconds', '?')} s on {machine_line(meta)}. Each row is one "
         f"perf_analyzer run over {meta.get('input_rows', '?')} held-out rows "
-        f"(10 % fraud), {windows}; the JSON rows send "
-        "tensors as the gateway does. *Rows/s* counts scored transactions "
+        f"(10 % fraud), {windows}. JSON tensors are what a plain KServe v2 "
+        "client sends; binary tensors (the KServe binary extension) are what the "
+        "gateway sends by default (`binary_tensors` in `gateway/config.py`). "
+        "*Rows/s* counts scored transactions "
         "(requests × batch); latency is per request, whatever its batch; "
         "*perf_analyzer CPU* is the load generator's own CPU and *machine busy* "
         "all busy cores, in cores.",
@@ -371,6 +375,11 @@ def locust_command(summary: dict, scenario: str) -> str:
     users = summary.get("user_classes") or ["PredictUser"]
     if users != ["PredictUser"]:
         command += f' LOCUST_USERS="{" ".join(users)}"'
+    if summary.get("host", DEFAULT_NGINX) != DEFAULT_NGINX:
+        command += f" NGINX_URL={summary['host']}"
+    triton = summary.get("triton_url", DEFAULT_TRITON)
+    if "KServeUser" in users and triton != DEFAULT_TRITON:
+        command += f" TRITON_URL={triton}"
     overrides = " ".join(f"{k}={v}" for k, v in summary.get("overrides", {}).items())
     return f"{overrides} {command}".strip()
 
@@ -434,6 +443,50 @@ def scenario_section(
     return "\n".join(parts) + "\n"
 
 
+def at_a_glance(results: Path) -> str:
+    """A few headline lines; each names the table it comes from."""
+    lines = []
+    rows = read_csv(results / "perf" / "sweep.csv")
+    if rows and not read_json(results / "perf" / "sweep.json").get("quick"):
+        best = max(rows, key=lambda r: number(r["infer_per_s"]))
+        single = max(
+            (r for r in rows if r["batch"] == "1"),
+            key=lambda r: number(r["requests_per_s"]),
+        )
+        lines.append(
+            f"Triton alone: up to {number(best['infer_per_s']):,.0f} rows/s "
+            f"(batch {best['batch']}, {MODE_LABELS.get(best['mode'])}, "
+            f"concurrency {best['concurrency']}); one row per request, up to "
+            f"{number(single['requests_per_s']):,.0f} requests/s at p99 "
+            f"{number(single['p99_ms']):.1f} ms ({MODE_LABELS.get(single['mode'])}, "
+            f"concurrency {single['concurrency']})."
+        )
+    for scenario in SCENARIOS:
+        prefix = results / "locust" / scenario
+        total = next(
+            (
+                r
+                for r in read_csv(Path(f"{prefix}_stats.csv"))
+                if r["Name"] == "Aggregated"
+            ),
+            None,
+        )
+        if total is None:
+            continue
+        timeline = read_csv(Path(f"{prefix}_timeline.csv"))
+        peak = max((number(r["requests_per_s"], 0) for r in timeline), default=0)
+        summary = read_json(Path(f"{prefix}_summary.json"))
+        text = (
+            f"Locust {scenario} through nginx: {int(total['Request Count']):,} "
+            f"requests, {total['Failure Count']} failed, p99 {total['99%']} ms over "
+            f"the run, busiest second {peak:,.0f} answered"
+        )
+        if summary.get("stopped"):
+            text += f"; the ramp {summary['stopped']}"
+        lines.append(text + ".")
+    return "\n".join(f"- {line}" for line in lines)
+
+
 def generated_part(results: Path, images: Path, out: Path) -> str:
     meta = read_json(results / "perf" / "sweep.json")
     image_link = os.path.relpath(images, out.parent)
@@ -441,6 +494,8 @@ def generated_part(results: Path, images: Path, out: Path) -> str:
     return "\n".join(
         [
             f"Machine: {machine_line(meta)}.",
+            "",
+            at_a_glance(results),
             "",
             "Caveats: the load generator runs on the same two cores as nginx, "
             "the gateway and Triton, so every figure is a floor for the service "

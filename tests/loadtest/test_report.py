@@ -147,6 +147,16 @@ def test_each_table_sits_under_the_command_that_made_it(report, results, tmp_pat
     assert "2 cores (Test CPU), 24 GiB memory" in text and "Triton 2.51.0" in text
 
 
+def test_headlines_come_from_the_tables(report, results, tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+
+    report.main(["--results", str(results), "--out", str(out)])
+
+    text = out.read_text()
+    assert "- Triton alone: up to 64,000 rows/s (batch 16" in text
+    assert "- Locust spike through nginx: 6,000 requests, 12 failed, p99 30 ms" in text
+
+
 def test_plots_are_written_and_linked(report, results, tmp_path):
     out = tmp_path / "BENCHMARKS.md"
 
