@@ -9,13 +9,15 @@ STAMP  := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install nginx train up down restart status logs test test-unit lint fmt clean \
-        perf-install loadtest-install bench locust loadtest report load-tools compare
+        perf-install loadtest-install bench locust loadtest report load-tools compare \
+        reload rollback models
 
 help:
 	@echo "make up       install, train if needed, start Triton + gateway + nginx"
 	@echo "make down     stop the stack (in-flight requests finish first)"
 	@echo "make status   what runs; make logs: where each process logs, last lines"
 	@echo "make train    train a new model version into model_repository/"
+	@echo "make reload   serve the newest version (no downtime); make rollback [VERSION=N]"
 	@echo "make test     lint, unit tests and the real-stack integration tests"
 	@echo "make lint     ruff check + ruff format --check;  make fmt: fix them"
 	@echo "make bench    perf_analyzer sweep against Triton (QUICK=1: < 1 min smoke)"
@@ -159,3 +161,14 @@ load-tools:
 
 compare: $(LOADTEST_STAMP) load-tools model_repository/fraud_xgb/config.pbtxt
 	$(BIN)/python -m loadtest.compare $(COMPARE_ARGS)
+
+# model versions (deploy/models.py): `make train` writes version N+1 beside the
+# served one; `make reload` serves it, `make rollback [VERSION=N]` goes back
+reload: $(STAMP)
+	$(BIN)/python -m deploy.models load
+
+rollback: $(STAMP)
+	$(BIN)/python -m deploy.models rollback $(if $(VERSION),--version $(VERSION))
+
+models: $(STAMP)
+	@$(BIN)/python -m deploy.models status

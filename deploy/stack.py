@@ -42,6 +42,10 @@ class StackSettings:
     nginx_burst: int = 5000
     nginx_workers: int = 1
     nginx_max_body: str = "1m"
+    # proxies (CIDR) whose X-Forwarded-For names the client; 0.0.0.0/32: none
+    nginx_trusted_proxy: str = "0.0.0.0/32"
+    # when set, /predict and /v2/ through nginx need header X-API-Key: <key>
+    api_key: str = ""
     model_repository: str = "model_repository"
     run_dir: str = ".run"
     # seconds `up` waits for /ready
@@ -124,10 +128,15 @@ def prepare_backends(run: Path) -> Path:
 
 
 def template_values(s: StackSettings) -> dict:
+    if not re.fullmatch(r"[A-Za-z0-9._~-]*", s.api_key):
+        sys.exit("FRAUD_API_KEY may hold only letters, digits and . _ ~ -")
     return {
         "FRAUD_NGINX_RATE": s.nginx_rate,
         "FRAUD_NGINX_BURST": str(s.nginx_burst),
         "FRAUD_NGINX_MAX_BODY": s.nginx_max_body,
+        "FRAUD_NGINX_TRUSTED_PROXY": s.nginx_trusted_proxy,
+        "FRAUD_API_KEY": s.api_key,
+        "FRAUD_API_KEY_REQUIRED": "on" if s.api_key else "off",
         "FRAUD_NGINX_WORKERS": str(s.nginx_workers),
         "FRAUD_NGINX_LISTEN": f"127.0.0.1:{s.nginx_port}",
         "FRAUD_NGINX_CACHE_DIR": str(s.run_path / "nginx" / "cache"),
@@ -183,6 +192,9 @@ def triton_command(s: StackSettings, backends: Path) -> list[str]:
         f"--grpc-port={s.triton_grpc_port}",
         "--metrics-address=127.0.0.1",
         f"--metrics-port={s.triton_metrics_port}",
+        # explicit control: versions change only when `deploy.models` asks
+        "--model-control-mode=explicit",
+        f"--load-model={MODEL_NAME}",
         "--allow-gpu-metrics=false",
         "--log-verbose=0",
         "--exit-timeout-secs=10",
@@ -387,9 +399,10 @@ def up(s: StackSettings) -> None:
     wait_ready(s)
 
     body = json.dumps({"features": example_features()})
-    request = urllib.request.Request(
-        f"{s.base_url}/predict", body.encode(), {"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if s.api_key:
+        headers["X-API-Key"] = s.api_key
+    request = urllib.request.Request(f"{s.base_url}/predict", body.encode(), headers)
     with urllib.request.urlopen(request, timeout=5) as answer:
         result = answer.read().decode()
     print(
@@ -406,6 +419,11 @@ def down(s: StackSettings) -> None:
     if not is_running(s):
         print("not running")
         return
+    # front to back, each waiting for the previous to finish: nginx stops
+    # accepting and completes what it holds while the gateway and Triton still
+    # answer; then the gateway drains its batches while Triton still answers
+    for program in ("nginx", "gateway", "triton"):
+        supervisorctl(s, "stop", program, check=False)
     supervisorctl(s, "shutdown")
     pid_file = s.run_path / "supervisord.pid"
     deadline = time.monotonic() + 60

@@ -8,11 +8,13 @@ fifth of a /predict call's CPU here). Everything else, /health, /ready, the Open
 document and the JSON 404/405 answers, goes through Starlette.
 """
 
+import asyncio
 import contextlib
 import logging
 import time
 
 import msgspec
+import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -24,7 +26,9 @@ from gateway.config import Settings, load_settings
 from gateway.errors import (
     BodyTooLarge,
     GatewayError,
+    Overloaded,
     UnsupportedMediaType,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from gateway.openapi import openapi_document
@@ -55,6 +59,7 @@ class Gateway:
             self.settings.coalesce_window_us,
             self.settings.max_inflight,
         )
+        self.scorer.breaker.on_open = self.coalescer.fail_pending
         try:
             yield
         finally:
@@ -66,24 +71,41 @@ class Gateway:
             await self.scorer.load_threshold()
         return self.scorer.threshold
 
-    async def predict(self, body: bytes) -> bytes:
-        rows = decode_predict(body)
+    async def _score(
+        self, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, str, float]:
+        """Fraud flags, scores, model version and milliseconds, or a fast 503/504."""
+        # answer at once, without queueing, when Triton is known to be failing
+        # or this worker already holds as much work as it can finish in time
+        self.scorer.breaker.check()
+        queued = self.coalescer.queued_rows
+        if queued + len(rows) > self.settings.max_queued_rows:
+            raise Overloaded(f"the gateway is at capacity ({queued} rows queued)")
+
         started = time.perf_counter()
-        threshold = await self._threshold()
-        scores, version = await self.coalescer.score(rows)
-        score = float(scores[0])
+        try:
+            async with asyncio.timeout(self.settings.triton_timeout_s):
+                threshold = await self._threshold()
+                scores, version = await self.coalescer.score(rows)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"no score within {self.settings.triton_timeout_s} s"
+            ) from exc
         elapsed_ms = round((time.perf_counter() - started) * 1e3, 3)
-        return _encode(Prediction(score, score >= threshold, elapsed_ms, version))
+        return scores >= threshold, scores, version, elapsed_ms
+
+    async def predict(self, body: bytes) -> bytes:
+        flags, scores, version, elapsed_ms = await self._score(decode_predict(body))
+        return _encode(
+            Prediction(float(scores[0]), bool(flags[0]), elapsed_ms, version)
+        )
 
     async def predict_batch(self, body: bytes) -> bytes:
         rows = decode_batch(body, self.settings.max_batch_rows)
-        started = time.perf_counter()
-        threshold = await self._threshold()
-        scores, version = await self.coalescer.score(rows)
-        elapsed_ms = round((time.perf_counter() - started) * 1e3, 3)
+        flags, scores, version, elapsed_ms = await self._score(rows)
         predictions = [
-            Prediction(score, score >= threshold, elapsed_ms, version)
-            for score in scores.tolist()
+            Prediction(score, flag, elapsed_ms, version)
+            for score, flag in zip(scores.tolist(), flags.tolist(), strict=True)
         ]
         return _encode(BatchPrediction(predictions, version))
 
@@ -134,11 +156,25 @@ class ScoringApp:
 
     async def _body(self, scope, receive) -> bytes:
         content_type = length = b""
+        content_types = 0
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
+                content_types += 1
             elif name == b"content-length":
                 length = value
+            elif name == b"content-encoding" and value.lower() != b"identity":
+                # bodies are never decompressed here; better refused than misread
+                raise UnsupportedMediaType(
+                    f"content-encoding {value.decode('latin-1')!r} is not "
+                    "accepted; send the JSON body uncompressed",
+                    field="content-encoding",
+                )
+        if content_types > 1:
+            raise UnsupportedMediaType(
+                "more than one content-type header; expected one, 'application/json'",
+                field="content-type",
+            )
         media_type = content_type.split(b";", 1)[0].strip().lower()
         if media_type != b"application/json":
             shown = content_type.decode("latin-1") or "missing"

@@ -34,6 +34,12 @@ class Coalescer:
         self._pending_rows = 0
         self._flush_handle: asyncio.Handle | None = None
         self._inflight: set[asyncio.Task] = set()
+        self._inflight_rows = 0
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows this worker holds: waiting for a batch or with Triton."""
+        return self._pending_rows + self._inflight_rows
 
     async def score(self, rows: np.ndarray) -> tuple[np.ndarray, str]:
         """Scores for ``rows`` ([n, features], n ≤ max_rows), and the model version."""
@@ -67,6 +73,7 @@ class Coalescer:
         if not self._rows:
             return
         rows, waiters = self._rows, self._waiters
+        self._inflight_rows += self._pending_rows
         self._rows, self._waiters, self._pending_rows = [], [], 0
         task = asyncio.ensure_future(self._run(rows, waiters))
         self._inflight.add(task)
@@ -87,6 +94,8 @@ class Coalescer:
                 if not waiter.done():
                     waiter.set_exception(exc)
             return
+        finally:
+            self._inflight_rows -= len(batch)
 
         start = 0
         for part, waiter in zip(rows, waiters, strict=True):
@@ -94,6 +103,17 @@ class Coalescer:
             if not waiter.done():
                 waiter.set_result((scores[start:stop], version))
             start = stop
+
+    def fail_pending(self, error: Exception) -> None:
+        """Fail the rows still waiting for a batch (not those with Triton)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        waiters = self._waiters
+        self._rows, self._waiters, self._pending_rows = [], [], 0
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
 
     async def drain(self) -> None:
         """Send what is pending and wait for every batch in flight."""

@@ -24,6 +24,13 @@ class Settings:
     binary_tensors: bool = True
     # seconds the gateway waits for Triton before answering 504
     triton_timeout_s: float = 1.0
+    # consecutive failed batches (unreachable, timed out) that open the circuit,
+    # and the seconds it stays open before one probe may go through
+    breaker_failures: int = 5
+    breaker_reset_s: float = 2.0
+    # rows a worker holds (waiting or with Triton) before it sheds new ones with
+    # 503; about 0.1 s of one worker's measured throughput
+    max_queued_rows: int = 512
     # seconds a /ready answer is reused, so probes do not hammer Triton
     ready_cache_s: float = 0.5
     # HTTP connections kept open to Triton per gateway worker

@@ -10,6 +10,8 @@ class GatewayError(Exception):
     status = 500
     code = "internal_error"
     retry_after: int | None = None
+    # whether this failure counts towards opening the circuit to Triton
+    breaks_circuit = False
 
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
@@ -52,11 +54,19 @@ class UpstreamUnavailable(GatewayError):
     status = 503
     code = "model_unavailable"
     retry_after = 1
+    breaks_circuit = True
+
+
+class Overloaded(GatewayError):
+    status = 503
+    code = "overloaded"
+    retry_after = 1
 
 
 class UpstreamTimeout(GatewayError):
     status = 504
     code = "model_timeout"
+    breaks_circuit = True
 
 
 class UpstreamFailed(GatewayError):

@@ -31,7 +31,10 @@ def _errors(*statuses: int) -> dict:
     reasons = {
         400: "malformed JSON",
         413: "body too large",
-        415: "content-type is not application/json",
+        401: "an API key is required and X-API-Key is missing or wrong",
+        405: "method not allowed",
+        415: "content-type is not application/json, or the body is compressed",
+        429: "over the per-client rate limit; retry after the Retry-After header",
         422: "a field is missing or has the wrong type, count or value",
         502: "the model server answered with an error",
         503: "the model is not ready; retry after the Retry-After header",
@@ -47,7 +50,7 @@ def _scoring(summary: str, request: str, response: str) -> dict:
             "requestBody": {"required": True, **_json(request)},
             "responses": {
                 "200": {"description": "scored", **_json(response)},
-                **_errors(400, 413, 415, 422, 502, 503, 504),
+                **_errors(400, 401, 405, 413, 415, 422, 429, 502, 503, 504),
             },
         }
     }
@@ -95,6 +98,17 @@ def openapi_document(settings: Settings) -> dict:
                     "responses": {
                         "200": {"description": "ready", **_json("Status")},
                         **_errors(503),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            **_json(schema={"type": "object"}),
+                        }
                     },
                 }
             },

@@ -9,8 +9,15 @@ import numpy as np
 import tritonclient.http.aio as triton_http
 from tritonclient.utils import InferenceServerException
 
+from gateway.breaker import CircuitBreaker, CircuitOpen
 from gateway.config import Settings
-from gateway.errors import UpstreamFailed, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import (
+    GatewayError,
+    Overloaded,
+    UpstreamFailed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +36,9 @@ class TritonScorer:
         self.client = triton_http.InferenceServerClient(
             settings.triton_url, conn_limit=settings.triton_connections
         )
+        self.breaker = CircuitBreaker(
+            settings.breaker_failures, settings.breaker_reset_s
+        )
         self.threshold: float | None = None
         self.threshold_version: str | None = None
         self._ready_at = 0.0
@@ -46,19 +56,18 @@ class TritonScorer:
                 "probabilities", binary_data=self.settings.binary_tensors
             )
         ]
+        self.breaker.start_call()
         try:
-            result = await asyncio.wait_for(
-                self.client.infer(self.settings.model_name, [request], outputs=wanted),
-                timeout=self.settings.triton_timeout_s,
-            )
-        except asyncio.TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"the model did not answer within {self.settings.triton_timeout_s} s"
-            ) from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise UpstreamUnavailable("the model server is not reachable") from exc
-        except InferenceServerException as exc:
-            raise _classify(exc) from exc
+            async with asyncio.timeout(self.settings.triton_timeout_s):
+                result = await self.client.infer(
+                    self.settings.model_name, [request], outputs=wanted
+                )
+        except Exception as exc:
+            error = _classify(exc)
+            if error.breaks_circuit:
+                self.breaker.record_failure()
+            raise error from exc
+        self.breaker.record_success()
 
         version = result.get_response()["model_version"]
         if version != self.threshold_version:
@@ -68,10 +77,9 @@ class TritonScorer:
     async def load_threshold(self, version: str = "") -> float:
         """Read the decision threshold that training stored in the model config."""
         try:
-            config = await self.client.get_model_config(self.settings.model_name)
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise UpstreamUnavailable("the model server is not reachable") from exc
-        except InferenceServerException as exc:
+            async with asyncio.timeout(self.settings.triton_timeout_s):
+                config = await self.client.get_model_config(self.settings.model_name)
+        except Exception as exc:
             raise _classify(exc) from exc
 
         raw = config.get("parameters", {}).get(THRESHOLD_PARAMETER, {})
@@ -87,28 +95,50 @@ class TritonScorer:
         return threshold
 
     async def is_ready(self) -> bool:
-        """Whether the model is ready in Triton; reuses answers for a short while."""
+        """Whether the model is ready in Triton; reuses answers for a short while.
+
+        While the circuit is open this answers False without asking Triton; once
+        its reset time has passed, the readiness check is the probe that closes it.
+        """
         now = time.monotonic()
         if now - self._ready_at < self.settings.ready_cache_s:
             return self._ready
+        probing = False
         try:
-            ready = await self.client.is_model_ready(self.settings.model_name)
+            self.breaker.start_call()
+            probing = self.breaker.state == "half-open"
+            async with asyncio.timeout(self.settings.triton_timeout_s):
+                ready = await self.client.is_model_ready(self.settings.model_name)
             if ready and self.threshold is None:
                 await self.load_threshold()
-        except (aiohttp.ClientError, OSError, InferenceServerException) as exc:
-            logger.warning("readiness check failed: %s", exc)
+        except CircuitOpen:
             ready = False
-        except UpstreamFailed as exc:
-            logger.warning("readiness check failed: %s", exc.message)
+        except Exception as exc:
+            logger.warning("readiness check failed: %s", _classify(exc).message)
             ready = False
+        if probing:
+            (self.breaker.record_success if ready else self.breaker.record_failure)()
         self._ready, self._ready_at = ready, now
         return ready
 
 
-def _classify(exc: InferenceServerException):
+def _classify(exc: Exception) -> GatewayError:
+    """The gateway error for an exception raised on the way to Triton."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout("the model did not answer in time")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return UpstreamUnavailable("the model server is not reachable")
+    if not isinstance(exc, InferenceServerException):
+        return UpstreamFailed("the model server answered with an error")
+
+    message = str(exc.message() or "")
     status = str(exc.status() or "")
-    if status in {"400", "StatusCode.INVALID_ARGUMENT"}:
-        return UpstreamFailed(f"the model rejected the request: {exc.message()}")
-    if status in {"503", "404", "StatusCode.UNAVAILABLE"} or "unavailable" in str(exc):
+    if "queue size" in message or "queue timeout" in message.lower():
+        return Overloaded("the model server's queue is full")
+    if status in {"503", "StatusCode.UNAVAILABLE"} or "not ready" in message:
         return UpstreamUnavailable("the model is not ready")
+    if "unknown model" in message or "not found" in message:
+        return UpstreamUnavailable("the model is not loaded")
     return UpstreamFailed("the model server answered with an error")

@@ -1,5 +1,7 @@
 """Write a trained model into a Triton model repository."""
 
+import json
+import re
 from pathlib import Path
 
 MODEL_NAME = "fraud_xgb"
@@ -12,11 +14,17 @@ MAX_BATCH_SIZE = 256
 # is below the ~150 µs a batch-1 execute costs here, so it never doubles latency.
 MAX_QUEUE_DELAY_US = 100
 
+# Overload becomes a fast rejection instead of a growing queue: at most this many
+# requests wait in Triton (each up to MAX_BATCH_SIZE rows), and none longer than
+# the gateway's own 1 s timeout.
+MAX_QUEUE_SIZE = 64
+QUEUE_TIMEOUT_US = 1_000_000
+
 CONFIG_TEMPLATE = """\
 name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {max_batch_size}
-version_policy: {{ latest {{ num_versions: 1 }} }}
+version_policy: {version_policy}
 input [
   {{ name: "{input_name}" data_type: TYPE_FP32 dims: [ {n_features} ] }}
 ]
@@ -27,11 +35,57 @@ output [
 instance_group [ {{ count: {instances} kind: KIND_CPU }} ]
 dynamic_batching {{
   max_queue_delay_microseconds: {queue_delay_us}
+  default_queue_policy {{
+    timeout_action: REJECT
+    default_timeout_microseconds: {queue_timeout_us}
+    max_queue_size: {max_queue_size}
+  }}
 }}
+# a new version runs these before Triton routes requests to it, so the first
+# callers after a swap do not pay for a cold session
+model_warmup [
+  {{ name: "one_row" batch_size: 1
+    inputs {{ key: "{input_name}" value: {{
+      data_type: TYPE_FP32 dims: [ {n_features} ] random_data: true }} }} }},
+  {{ name: "full_batch" batch_size: {max_batch_size}
+    inputs {{ key: "{input_name}" value: {{
+      data_type: TYPE_FP32 dims: [ {n_features} ] random_data: true }} }} }}
+]
 parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{intra_op}" }} }}
 parameters {{ key: "inter_op_thread_count" value: {{ string_value: "1" }} }}
 parameters {{ key: "decision_threshold" value: {{ string_value: "{threshold:.6f}" }} }}
 """
+
+
+LATEST = "{ latest { num_versions: 1 } }"
+_POLICY = re.compile(r"^version_policy: .*$", re.MULTILINE)
+_THRESHOLD = re.compile(r'(key: "decision_threshold" value: \{ string_value: ")[^"]*')
+
+
+def pin_version(model_dir: Path, version: int | None) -> float:
+    """Make config.pbtxt serve ``version`` (None: the newest) with its threshold.
+
+    Returns that version's threshold, read from its metadata.json.
+    """
+    versions = sorted(int(p.parent.name) for p in model_dir.glob("[0-9]*/model.onnx"))
+    chosen = version or versions[-1]
+    metadata = model_dir / str(chosen) / "metadata.json"
+    if chosen not in versions or not metadata.exists():
+        raise ValueError(
+            f"version {chosen} has no model.onnx and metadata.json in {model_dir}"
+        )
+    threshold = float(json.loads(metadata.read_text())["threshold"])
+
+    policy = (
+        LATEST if version is None else f"{{ specific {{ versions: [ {chosen} ] }} }}"
+    )
+    config_path = model_dir / "config.pbtxt"
+    config = _POLICY.sub(f"version_policy: {policy}", config_path.read_text())
+    config = _THRESHOLD.sub(rf"\g<1>{threshold:.6f}", config)
+    tmp = config_path.with_suffix(".pbtxt.tmp")
+    tmp.write_text(config)
+    tmp.replace(config_path)
+    return threshold
 
 
 def next_version(model_dir: Path) -> int:
@@ -50,8 +104,13 @@ def write_model(
     version: int | None = None,
     instances: int = 1,
     intra_op_threads: int = 1,
+    metadata: dict | None = None,
 ) -> Path:
-    """Write ``config.pbtxt`` and ``<version>/model.onnx``; returns the ONNX path."""
+    """Write ``config.pbtxt``, ``<version>/model.onnx`` and ``<version>/metadata.json``.
+
+    The version's own threshold stays in its metadata, so a rollback can serve
+    an older version with the threshold it was trained with. Returns the ONNX path.
+    """
     model_dir = repository / MODEL_NAME
     model_dir.mkdir(parents=True, exist_ok=True)
     version = version or next_version(model_dir)
@@ -62,14 +121,19 @@ def write_model(
     tmp = onnx_path.with_suffix(".onnx.tmp")
     tmp.write_bytes(onnx_bytes)
     tmp.replace(onnx_path)
+    metadata = {**(metadata or {}), "version": version, "threshold": threshold}
+    (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
 
     config = CONFIG_TEMPLATE.format(
         name=MODEL_NAME,
+        version_policy=LATEST,
         max_batch_size=MAX_BATCH_SIZE,
         input_name=input_name,
         n_features=n_features,
         instances=instances,
         queue_delay_us=MAX_QUEUE_DELAY_US,
+        queue_timeout_us=QUEUE_TIMEOUT_US,
+        max_queue_size=MAX_QUEUE_SIZE,
         intra_op=intra_op_threads,
         threshold=threshold,
     )

@@ -109,6 +109,14 @@ def main() -> None:
         version=args.version,
         instances=args.instances,
         intra_op_threads=args.intra_op_threads,
+        metadata={
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rows": args.rows,
+            "seed": args.seed,
+            "trees": int(model.n_estimators),
+            "heldout_roc_auc": round(float(roc_auc), 5),
+            "heldout_pr_auc": round(float(pr_auc), 5),
+        },
     )
     args.holdout.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.holdout, features=x_test, labels=y_test, scores=test_scores)

@@ -56,38 +56,6 @@ LEAK = re.compile(
     r"/(?:usr|tmp|home|root|opt|var|etc|run|proc|srv)/"
 )
 
-NESTED_TOO_DEEP = (
-    "JSON nested deeper than the recursion limit (about 1,000 levels, anywhere in "
-    "the body) raises RecursionError in the gateway's decoder, which is not "
-    "caught as a decode error: 500 internal_error"
-)
-FLOAT32_MAX_REFUSED = (
-    "the gateway compares the float64 value with float32's exact maximum "
-    "(3.4028234663852886e38) instead of asking whether it rounds to a finite "
-    "float32, so 3.4028235e38, the maximum as float32 formatters print it, gets 422"
-)
-CODING_IGNORED = (
-    "the gateway ignores Content-Encoding: a gzip body is parsed as JSON (400 "
-    "malformed_json) and a plain body labelled gzip is scored (200)"
-)
-SKIPPED_UTF8 = (
-    "invalid UTF-8 inside an unknown field is skipped unchecked, so a body that "
-    "is not valid JSON text is scored (200)"
-)
-LAST_CONTENT_TYPE = (
-    "with two Content-Type headers the gateway reads the last and ignores the "
-    "other, so a request labelled both text/plain and application/json is scored"
-)
-NGINX_HTML_ERRORS = (
-    "nginx answers errors it raises itself before proxying (oversize header, "
-    "oversize request line, TRACE) with its built-in HTML pages: no JSON error "
-    "body, and no Allow header on the 405"
-)
-UVICORN_TEXT_ERRORS = (
-    "a method uvicorn's parser does not know is refused by uvicorn itself with a "
-    "text/plain 400 'Invalid HTTP request received.', not the JSON error shape"
-)
-
 
 @dataclass(frozen=True)
 class Request:
@@ -201,12 +169,10 @@ SHAPE = [
     case(
         "ten_thousand_levels_inside_features_are_4xx",
         post(b'{"features": ' + nested(10_000) + b"}", (400, 422)),
-        NESTED_TOO_DEEP,
     ),
     case(
         "ten_thousand_unclosed_levels_inside_features_are_4xx",
         post(b'{"features": ' + nested(10_000, False), (400, 422)),
-        NESTED_TOO_DEEP,
     ),
     case(
         "deep_nesting_in_an_unknown_field_is_ignored_or_400",
@@ -214,7 +180,6 @@ SHAPE = [
             b'{"x": ' + nested(2_000) + b', "features": ' + dumps(GOOD) + b"}",
             (200, 400),
         ),
-        NESTED_TOO_DEEP,
     ),
 ]
 BATCH = [
@@ -260,7 +225,6 @@ BATCH = [
     case(
         "batch_nested_ten_thousand_deep_is_4xx",
         to_batch(b'{"instances": ' + nested(10_000) + b"}", (400, 422)),
-        NESTED_TOO_DEEP,
     ),
 ]
 NUMBERS = [
@@ -275,11 +239,7 @@ NUMBERS = [
         "1e309_is_beyond_float64_422", post(features_with("1e309"), 422, "features[0]")
     ),
     case("5e-324_rounds_to_zero_200", post(features_with("5e-324"), 200)),
-    case(
-        "float32_max_as_printed_is_200",
-        post(features_with("3.4028235e38"), 200),
-        FLOAT32_MAX_REFUSED,
-    ),
+    case("float32_max_as_printed_is_200", post(features_with("3.4028235e38"), 200)),
     case("just_below_float32_max_is_200", post(features_with("-3.4028234e38"), 200)),
     case(
         "rounding_to_float32_inf_is_422",
@@ -391,7 +351,6 @@ CONTENT_TYPES = [
             415,
             headers=(("content-type", "text/plain"), *JSON),
         ),
-        LAST_CONTENT_TYPE,
     ),
 ]
 SIZES = [
@@ -404,12 +363,10 @@ SIZES = [
             (400, 431),
             headers=(*JSON, ("x-pad", "a" * 16_384)),
         ),
-        NGINX_HTML_ERRORS,
     ),
     case(
         "an_oversize_url_is_414_json",
         post(dumps({"features": GOOD}), 414, path="/predict?" + "a" * 16_384),
-        NGINX_HTML_ERRORS,
     ),
 ]
 ENCODINGS = [
@@ -417,7 +374,6 @@ ENCODINGS = [
     case(
         "invalid_utf8_in_an_unknown_field_is_400",
         post(b'{"features": ' + dumps(GOOD) + b', "note": "\xff\xfe"}', 400),
-        SKIPPED_UTF8,
     ),
     case(
         "a_lone_surrogate_is_400",
@@ -432,7 +388,6 @@ ENCODINGS = [
             415,
             headers=(*JSON, ("content-encoding", "gzip")),
         ),
-        CODING_IGNORED,
     ),
     case(
         "a_plain_body_labelled_gzip_is_415",
@@ -441,7 +396,6 @@ ENCODINGS = [
             415,
             headers=(*JSON, ("content-encoding", "gzip")),
         ),
-        CODING_IGNORED,
     ),
     case(
         "identity_coding_is_200",
@@ -462,15 +416,9 @@ METHODS_AND_PATHS = [
     case("post_health_is_405", call("POST", "/health", 405)),
     case("post_ready_is_405", call("POST", "/ready", 405)),
     case("post_openapi_is_405", call("POST", "/openapi.json", 405)),
-    case(
-        "trace_predict_is_405_json", call("TRACE", "/predict", 405), NGINX_HTML_ERRORS
-    ),
-    case("trace_health_is_405_json", call("TRACE", "/health", 405), NGINX_HTML_ERRORS),
-    case(
-        "an_unknown_method_is_4xx_json",
-        call("FROB", "/predict", (400, 405)),
-        UVICORN_TEXT_ERRORS,
-    ),
+    case("trace_predict_is_405_json", call("TRACE", "/predict", 405)),
+    case("trace_health_is_405_json", call("TRACE", "/health", 405)),
+    case("an_unknown_method_is_4xx_json", call("FROB", "/predict", (400, 405))),
     case(
         "a_trailing_slash_is_404",
         post(dumps({"features": GOOD}), 404, path="/predict/"),
@@ -605,16 +553,11 @@ def test_duplicate_features_key_scores_the_last_value(client, distinct_rows):
     assert score != assert_scored(first_alone)["fraud_score"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="for a duplicate key the 422 is raised by the first, 29-value occurrence, "
-    "but its message counts the last occurrence: 'features holds 30 values; "
-    "expected exactly 30 numbers'",
-)
 def test_duplicate_key_error_counts_the_offending_occurrence(client):
     body = b'{"features": ' + dumps(GOOD[:29]) + b', "features": ' + dumps(GOOD) + b"}"
 
     answer = send(client, post(body))
 
     assert answer.status_code == 422
-    assert "holds 29 values" in answer.json()["error"]["message"]
+    message = answer.json()["error"]["message"]
+    assert "fewer than 30 values" in message and "holds 30" not in message

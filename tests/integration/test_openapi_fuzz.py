@@ -85,13 +85,6 @@ def test_fuzzed_requests_get_no_5xx_and_conform_to_the_document(case, stack):
     call_and_check(case, stack.nginx, CONFORMANCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the document promises more than the gateway accepts: feature values "
-    "are a bare 'number' with no minimum or maximum, yet values beyond float32 "
-    "(about ±3.4e38) get 422, which is what the generated rows hit; 'instances' "
-    "likewise has no maxItems, yet more than 256 rows get 422",
-)
 @schema.include(method="POST").parametrize()
 @FUZZ
 def test_schema_valid_rows_are_scored(case, stack):

@@ -133,3 +133,26 @@ def test_drain_sends_pending_rows_and_waits_for_them():
     scores, _ = run(scenario())
 
     assert scores.tolist() == [4]
+
+
+def test_fail_pending_fails_waiting_rows_but_not_those_in_flight():
+    gate = asyncio.Event()
+
+    async def slow(rows):
+        await gate.wait()
+        return rows[:, 0].astype(np.float64), "1"
+
+    async def scenario():
+        coalescer = Coalescer(slow, max_rows=64, max_inflight=1)
+        in_flight = asyncio.ensure_future(coalescer.score(row(1)))
+        await asyncio.sleep(0.01)
+        waiting = asyncio.ensure_future(coalescer.score(row(2)))
+        await asyncio.sleep(0.01)
+        coalescer.fail_pending(RuntimeError("circuit open"))
+        gate.set()
+        return await asyncio.gather(in_flight, waiting, return_exceptions=True)
+
+    first, second = run(scenario())
+
+    assert first[0].tolist() == [1]
+    assert isinstance(second, RuntimeError)

@@ -188,3 +188,33 @@ def test_health_and_openapi(client):
     document = client.get("/openapi.json").json()
     assert set(document["paths"]) >= {"/predict", "/predict/batch", "/health", "/ready"}
     assert "PredictRequest" in document["components"]["schemas"]
+
+
+def test_compressed_body_is_415_not_misread(client):
+    answer = client.post(
+        "/predict",
+        content=json.dumps({"features": GOOD}),
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+
+    assert answer.status_code == 415
+    assert answer.json()["error"]["field"] == "content-encoding"
+
+
+def test_float32_max_as_printed_is_accepted(client):
+    answer = post(client, features_with(0, "3.4028235e38"))
+
+    assert answer.status_code == 200
+
+
+def test_deep_nesting_is_a_client_error_not_a_crash(client):
+    answer = post(client, '{"features": ' + "[" * 10_000 + "]" * 10_000 + "}")
+
+    assert answer.status_code in {400, 422}
+    assert answer.json()["error"]["code"] in {"malformed_json", "invalid_field"}
+
+
+def test_invalid_utf8_in_an_ignored_field_is_400(client):
+    body = b'{"features": ' + json.dumps(GOOD).encode() + b', "note": "\xff"}'
+
+    assert post(client, body).status_code == 400
