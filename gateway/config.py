@@ -22,11 +22,15 @@ class Settings:
     max_inflight: int = 2
     # KServe v2 binary tensor extension instead of JSON number lists
     binary_tensors: bool = True
-    # seconds the gateway waits for Triton before answering 504
-    triton_timeout_s: float = 1.0
+    # seconds the gateway waits for Triton before answering 504; above the 1-2.5 s
+    # that Triton's Python backend stalls a request while it loads a new version
+    triton_timeout_s: float = 2.0
+    # a batch still unanswered after this many ms is sent once more (one copy
+    # out per worker at a time); normal answers take 1-10 ms
+    hedge_after_ms: float = 250.0
     # consecutive failed batches (unreachable, timed out) that open the circuit,
     # and the seconds it stays open before one probe may go through
-    breaker_failures: int = 5
+    breaker_failures: int = 3
     breaker_reset_s: float = 2.0
     # rows a worker holds (waiting or with Triton) before it sheds new ones with
     # 503; about 0.1 s of one worker's measured throughput

@@ -41,6 +41,8 @@ class TritonScorer:
         )
         self.threshold: float | None = None
         self.threshold_version: str | None = None
+        self._hedge_after_s = settings.hedge_after_ms / 1e3
+        self._hedging = False
         self._ready_at = 0.0
         self._ready = False
 
@@ -59,9 +61,7 @@ class TritonScorer:
         self.breaker.start_call()
         try:
             async with asyncio.timeout(self.settings.triton_timeout_s):
-                result = await self.client.infer(
-                    self.settings.model_name, [request], outputs=wanted
-                )
+                result = await self._infer_hedged([request], wanted)
         except Exception as exc:
             error = _classify(exc)
             if error.breaks_circuit:
@@ -73,6 +73,41 @@ class TritonScorer:
         if version != self.threshold_version:
             await self.load_threshold(version)
         return result.as_numpy("probabilities")[:, 1], version
+
+    async def _infer_hedged(self, inputs: list, outputs: list):
+        """One infer call; if it is still out after ``hedge_after_ms``, a second.
+
+        While Triton loads a new model version, a request that arrives at the
+        switch can sit for a second or two while the ones after it pass; the
+        copy answers in time. At most one copy is out per worker, so under
+        overload hedging adds next to no work.
+        """
+        call = self.client.infer
+        first = asyncio.ensure_future(
+            call(self.settings.model_name, inputs, outputs=outputs)
+        )
+        done, _ = await asyncio.wait({first}, timeout=self._hedge_after_s)
+        if done or self._hedging:
+            return await first
+
+        self._hedging = True
+        second = asyncio.ensure_future(
+            call(self.settings.model_name, inputs, outputs=outputs)
+        )
+        try:
+            pending = {first, second}
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, return_when=asyncio.FIRST_COMPLETED
+                )
+                finished = done.pop()
+                if finished.exception() is None or not pending:
+                    return finished.result()
+            raise AssertionError("unreachable: the loop returns or raises")
+        finally:
+            self._hedging = False
+            for task in (first, second):
+                task.cancel()
 
     async def load_threshold(self, version: str = "") -> float:
         """Read the decision threshold that training stored in the model config."""

@@ -16,9 +16,9 @@ MAX_QUEUE_DELAY_US = 100
 
 # Overload becomes a fast rejection instead of a growing queue: at most this many
 # requests wait in Triton (each up to MAX_BATCH_SIZE rows), and none longer than
-# the gateway's own 1 s timeout.
+# the gateway's own 2 s timeout.
 MAX_QUEUE_SIZE = 64
-QUEUE_TIMEOUT_US = 1_000_000
+QUEUE_TIMEOUT_US = 2_000_000
 
 CONFIG_TEMPLATE = """\
 name: "{name}"

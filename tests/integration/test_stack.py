@@ -168,3 +168,40 @@ def test_burst_over_the_rate_limit_is_429_not_503(stack_factory):
     rejected = next(a for a in answers if a.status_code == 429)
     assert rejected.headers["retry-after"] == "1"
     assert rejected.json()["error"]["code"] == "rate_limited"
+
+
+def triton_counts(stack) -> tuple[int, int]:
+    """Rows Triton has scored and requests it has answered, so far."""
+    url = f"http://{stack.triton_http}/v2/models/fraud_xgb/stats"
+    stats = httpx.get(url).json()["model_stats"]
+    rows = sum(s["inference_count"] for s in stats)
+    requests = sum(s["inference_stats"]["success"]["count"] for s in stats)
+    return rows, requests
+
+
+def test_500_concurrent_distinct_rows_each_get_their_own_score(stack, holdout):
+    features = holdout["features"][:500]
+    expected = local_scores(stack, features)
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
+
+    async def all_at_once():
+        async with httpx.AsyncClient(
+            base_url=stack.nginx, limits=limits, timeout=30
+        ) as client:
+            return await asyncio.gather(
+                *(
+                    client.post("/predict", json={"features": row.tolist()})
+                    for row in features
+                )
+            )
+
+    before = triton_counts(stack)
+    answers = asyncio.run(all_at_once())
+    after = triton_counts(stack)
+
+    assert [a.status_code for a in answers] == [200] * len(features)
+    rows, requests = (after[0] - before[0], after[1] - before[1])
+    assert rows == len(features) and requests < rows, "rows were not coalesced"
+    served = np.array([a.json()["fraud_score"] for a in answers])
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert len(np.unique(expected)) > 400, "rows must be distinct to show no mix-up"
