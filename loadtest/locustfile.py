@@ -94,6 +94,10 @@ class Scenario:
 
 
 SCENARIO = Scenario()
+HEADERS = {"Content-Type": "application/json"}
+# a stack that requires an API key gets it from the same variable the stack reads
+if os.environ.get("FRAUD_API_KEY"):
+    HEADERS["X-API-Key"] = os.environ["FRAUD_API_KEY"]
 CHOSEN = os.environ.get("FRAUD_SCENARIO", "").strip().lower()
 BATCH_ROWS = int(_env("FRAUD_BATCH_ROWS", 16))
 
@@ -169,7 +173,7 @@ class ScoringUser(FastHttpUser):
         return pool[self._next]
 
     def post_checked(self, url: str, name: str, payload: Payload, check) -> None:
-        headers = {"Content-Type": "application/json"}
+        headers = HEADERS
         with self.client.post(
             url, data=payload.body, headers=headers, name=name, catch_response=True
         ) as response:
