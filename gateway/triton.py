@@ -83,6 +83,8 @@ class TritonScorer:
         overload hedging adds next to no work.
         """
         call = self.client.infer
+        if self._hedge_after_s <= 0:
+            return await call(self.settings.model_name, inputs, outputs=outputs)
         first = asyncio.ensure_future(
             call(self.settings.model_name, inputs, outputs=outputs)
         )
