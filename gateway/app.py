@@ -66,11 +66,6 @@ class Gateway:
             await self.coalescer.drain()
             await self.scorer.close()
 
-    async def _threshold(self) -> float:
-        if self.scorer.threshold is None:
-            await self.scorer.load_threshold()
-        return self.scorer.threshold
-
     async def _score(
         self, rows: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, str, float]:
@@ -85,13 +80,14 @@ class Gateway:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.triton_timeout_s):
-                threshold = await self._threshold()
                 scores, version = await self.coalescer.score(rows)
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"no score within {self.settings.triton_timeout_s} s"
             ) from exc
         elapsed_ms = round((time.perf_counter() - started) * 1e3, 3)
+        # the threshold of the version that scored these rows, even mid-swap
+        threshold = self.scorer.thresholds[version]
         return scores >= threshold, scores, version, elapsed_ms
 
     async def predict(self, body: bytes) -> bytes:

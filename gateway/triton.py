@@ -39,8 +39,8 @@ class TritonScorer:
         self.breaker = CircuitBreaker(
             settings.breaker_failures, settings.breaker_reset_s
         )
-        self.threshold: float | None = None
-        self.threshold_version: str | None = None
+        # decision threshold per model version, read from Triton's model config
+        self.thresholds: dict[str, float] = {}
         self._hedge_after_s = settings.hedge_after_ms / 1e3
         self._hedging = False
         self._ready_at = 0.0
@@ -70,7 +70,7 @@ class TritonScorer:
         self.breaker.record_success()
 
         version = result.get_response()["model_version"]
-        if version != self.threshold_version:
+        if version not in self.thresholds:
             await self.load_threshold(version)
         return result.as_numpy("probabilities")[:, 1], version
 
@@ -126,9 +126,9 @@ class TritonScorer:
             raise UpstreamFailed(
                 f"model config has no numeric parameter {THRESHOLD_PARAMETER!r}"
             ) from exc
-        if threshold != self.threshold:
+        if version not in self.thresholds:
             logger.info("decision threshold %s (model version %s)", threshold, version)
-        self.threshold, self.threshold_version = threshold, version
+        self.thresholds[version] = threshold
         return threshold
 
     async def is_ready(self) -> bool:
@@ -146,7 +146,7 @@ class TritonScorer:
             probing = self.breaker.state == "half-open"
             async with asyncio.timeout(self.settings.triton_timeout_s):
                 ready = await self.client.is_model_ready(self.settings.model_name)
-            if ready and self.threshold is None:
+            if ready and not self.thresholds:
                 await self.load_threshold()
         except CircuitOpen:
             ready = False

@@ -33,7 +33,7 @@ def client():
     with TestClient(app) as test_client:
         gateway = app.state.gateway
         fake = FakeScorer()
-        gateway.scorer.threshold = fake.threshold
+        gateway.scorer.thresholds["7"] = fake.threshold
         gateway.coalescer._score_batch = fake.score
         test_client.fake = fake
         yield test_client
