@@ -64,6 +64,13 @@ def main() -> None:
     model_dir = stack.ROOT / settings.model_repository / MODEL
     client = triton_http.InferenceServerClient(f"127.0.0.1:{settings.triton_http_port}")
 
+    try:
+        client.is_server_live()
+    except (ConnectionError, OSError, InferenceServerException):
+        sys.exit(
+            f"on disk: {disk_versions(model_dir)}; Triton is not answering on "
+            f"127.0.0.1:{settings.triton_http_port}: start the stack with make up"
+        )
     served = served_versions(client)
     if args.command == "status":
         config = client.get_model_config(MODEL)

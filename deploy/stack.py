@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -383,6 +384,37 @@ def example_features() -> list[float]:
     return [1.0] * 30
 
 
+def example_answer(s: StackSettings, body: str, headers: dict) -> str:
+    """/predict's answer to the example row (a low rate limit may ask to wait)."""
+    request = urllib.request.Request(f"{s.base_url}/predict", body.encode(), headers)
+    for _ in range(10):
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 429:
+                return f"HTTP {exc.code}: {exc.read().decode()}"
+            time.sleep(float(exc.headers.get("Retry-After", "1")))
+    return "HTTP 429: rate limited (FRAUD_NGINX_RATE)"
+
+
+def busy_ports(s: StackSettings) -> list[int]:
+    ports = [
+        s.nginx_port,
+        s.triton_http_port,
+        s.triton_grpc_port,
+        s.triton_metrics_port,
+    ]
+    if s.gateway_transport == "tcp":
+        ports.append(s.gateway_port)
+    busy = []
+    for port in ports:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(port)
+    return busy
+
+
 def up(s: StackSettings) -> None:
     if not has_model(s):
         sys.exit(f"no model in {s.model_repository}/{MODEL_NAME}: run make train")
@@ -394,6 +426,12 @@ def up(s: StackSettings) -> None:
         # (graceful: old workers finish their requests)
         supervisorctl(s, "signal", "HUP", "nginx")
     else:
+        busy = busy_ports(s)
+        if busy:
+            sys.exit(
+                f"ports {busy} are already in use on 127.0.0.1: stop what holds "
+                "them, or choose others (FRAUD_NGINX_PORT, FRAUD_TRITON_HTTP_PORT, ...)"
+            )
         supervisord = Path(sys.executable).parent / "supervisord"
         subprocess.run([str(supervisord), "-c", str(config)], check=True)
     wait_ready(s)
@@ -402,16 +440,15 @@ def up(s: StackSettings) -> None:
     headers = {"Content-Type": "application/json"}
     if s.api_key:
         headers["X-API-Key"] = s.api_key
-    request = urllib.request.Request(f"{s.base_url}/predict", body.encode(), headers)
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        result = answer.read().decode()
+    result = example_answer(s, body, headers)
     print(
         f"ready: nginx {s.base_url}, Triton 127.0.0.1:{s.triton_http_port} "
         f"(gRPC {s.triton_grpc_port}, metrics {s.triton_metrics_port})"
     )
+    key = f" -H 'X-API-Key: {s.api_key}'" if s.api_key else ""
     print(
-        f"\ncurl -X POST {s.base_url}/predict -H 'Content-Type: application/json' "
-        f"-d '{body}'\n{result}"
+        f"\ncurl -X POST {s.base_url}/predict -H 'Content-Type: application/json'"
+        f"{key} -d '{body}'\n{result}"
     )
 
 

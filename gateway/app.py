@@ -173,9 +173,9 @@ class ScoringApp:
             )
         media_type = content_type.split(b";", 1)[0].strip().lower()
         if media_type != b"application/json":
-            shown = content_type.decode("latin-1") or "missing"
+            shown = repr(content_type.decode("latin-1")) if content_type else "missing"
             raise UnsupportedMediaType(
-                f"content-type is {shown!r}; expected 'application/json'",
+                f"content-type is {shown}; expected 'application/json'",
                 field="content-type",
             )
         if length.isdigit() and int(length) > self.max_body:

@@ -87,10 +87,7 @@ def _decode(decoder: msgspec.json.Decoder, body: bytes, field: str):
         try:
             error = _explain(body, exc, field)
         except RecursionError:
-            error = InvalidField(
-                f"the body nests too deeply; expected {field}: {_expected(field)}",
-                field,
-            )
+            error = MalformedJson("the body nests deeper than the parser allows")
         raise error from exc
 
 

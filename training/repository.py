@@ -51,7 +51,10 @@ parameters {{ key: "decision_threshold" value: {{ string_value: "{threshold:.6f}
 """
 
 
-LATEST = "{ latest { num_versions: 1 } }"
+def _pinned(version: int) -> str:
+    return f"{{ specific {{ versions: [ {version} ] }} }}"
+
+
 _POLICY = re.compile(r"^version_policy: .*$", re.MULTILINE)
 _THRESHOLD = re.compile(r'(key: "decision_threshold" value: \{ string_value: ")[^"]*')
 
@@ -59,6 +62,8 @@ _THRESHOLD = re.compile(r'(key: "decision_threshold" value: \{ string_value: ")[
 def pin_version(model_dir: Path, version: int | None) -> float:
     """Make config.pbtxt serve ``version`` (None: the newest) with its threshold.
 
+    The policy always names the version, so what serves changes only through
+    this function: not when training adds a version, not when Triton restarts.
     Returns that version's threshold, read from its metadata.json.
     """
     versions = sorted(int(p.parent.name) for p in model_dir.glob("[0-9]*/model.onnx"))
@@ -70,11 +75,8 @@ def pin_version(model_dir: Path, version: int | None) -> float:
         )
     threshold = float(json.loads(metadata.read_text())["threshold"])
 
-    policy = (
-        LATEST if version is None else f"{{ specific {{ versions: [ {chosen} ] }} }}"
-    )
     config_path = model_dir / "config.pbtxt"
-    config = _POLICY.sub(f"version_policy: {policy}", config_path.read_text())
+    config = _POLICY.sub(f"version_policy: {_pinned(chosen)}", config_path.read_text())
     config = _THRESHOLD.sub(rf"\g<1>{threshold:.6f}", config)
     tmp = config_path.with_suffix(".pbtxt.tmp")
     tmp.write_text(config)
@@ -118,9 +120,13 @@ def write_model(
     metadata = {**(metadata or {}), "version": version, "threshold": threshold}
     (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
 
+    # a new model serves its first version; a new version of a served model
+    # only lands on disk, and the version policy and threshold in force stay
+    config_path = model_dir / "config.pbtxt"
+    served = config_path.read_text() if config_path.exists() else None
     config = CONFIG_TEMPLATE.format(
         name=MODEL_NAME,
-        version_policy=LATEST,
+        version_policy=_pinned(version),
         max_batch_size=MAX_BATCH_SIZE,
         input_name=input_name,
         n_features=n_features,
@@ -129,5 +135,8 @@ def write_model(
         intra_op=intra_op_threads,
         threshold=threshold,
     )
-    (model_dir / "config.pbtxt").write_text(config)
+    if served is not None and _POLICY.search(served) and _THRESHOLD.search(served):
+        config = _POLICY.sub(_POLICY.search(served)[0], config)
+        config = _THRESHOLD.sub(_THRESHOLD.search(served)[0], config)
+    config_path.write_text(config)
     return onnx_path

@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import MODEL_DIR, ROOT
 from tests.integration.loadgen import finish_load, p99, start_load
+from training.repository import pin_version
 
 pytestmark = pytest.mark.stack
 
@@ -41,6 +42,7 @@ def repository(tmp_path_factory, holdout) -> Path:
         config = (model / "config.pbtxt").read_text()
         threshold = config.split('"decision_threshold" value: { string_value: "')[1]
         metadata.write_text(json.dumps({"threshold": float(threshold.split('"')[0])}))
+    pin_version(model, 1)
     return repo
 
 

@@ -8,7 +8,7 @@ from onnxmltools.convert.common.data_types import FloatTensorType
 
 from training.data import make_transactions
 from training.parity import ParityError, check_parity, onnx_fraud_scores
-from training.repository import write_model
+from training.repository import pin_version, write_model
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +69,32 @@ def test_written_repository_holds_config_and_next_version(tmp_path, data):
 
     assert first.parent.name == "1"
     assert second.parent.name == "2"
+    # training adds version 2 on disk; version 1 keeps serving until pinned
+    assert (
+        "version_policy: { specific { versions: [ 1 ] } }"
+        in (tmp_path / "fraud_xgb" / "config.pbtxt").read_text()
+    )
     config = (tmp_path / "fraud_xgb" / "config.pbtxt").read_text()
     assert 'backend: "onnxruntime"' in config
     assert 'key: "decision_threshold" value: { string_value: "0.250000" }' in config
     assert "dynamic_batching" in config and "KIND_CPU" in config
     scores = onnx_fraud_scores(second.read_bytes(), x_test[:3])
     assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_pinning_serves_the_chosen_version_with_its_threshold(tmp_path, data):
+    x_train, y_train, _ = data
+    onnx_bytes = export(fit(x_train, y_train, seed=1))
+    for threshold in (0.25, 0.75):
+        write_model(
+            tmp_path, onnx_bytes, input_name="input", n_features=30, threshold=threshold
+        )
+    model = tmp_path / "fraud_xgb"
+
+    newest = pin_version(model, None)
+    config = (model / "config.pbtxt").read_text()
+
+    assert newest == 0.75
+    assert "specific { versions: [ 2 ] }" in config and '"0.750000"' in config
+    assert pin_version(model, 1) == 0.25
+    assert "specific { versions: [ 1 ] }" in (model / "config.pbtxt").read_text()
