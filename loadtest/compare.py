@@ -30,6 +30,7 @@ import numpy as np
 import psutil
 
 from deploy import stack
+from loadtest import h2load
 
 ROOT = stack.ROOT
 WRK_SCRIPT = ROOT / "loadtest" / "wrk" / "bodies.lua"
@@ -175,7 +176,8 @@ def run_measured(command: list[str], env: dict | None = None) -> tuple[str, floa
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
-    output = process.stdout.read()
+    with process.stdout:
+        output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -267,74 +269,35 @@ def round_ratios(runs: dict, top: str, bottom: str) -> list[float]:
 
 
 def constant_rate(args, url: str, folder: Path) -> dict:
-    """Open-loop load with h2load: several processes, each posting its own row.
-
-    Each client sends on its own timer, whether or not the server keeps up, so
-    latency is not hidden by the load slowing down (no coordinated omission).
-    """
+    """Open-loop load: one h2load per row, two fraud and two normal rows."""
     data = np.load(ROOT / "data" / "holdout.npz")
     picks = [
         *np.flatnonzero(data["labels"] == 1)[:2],
         *np.flatnonzero(data["labels"] == 0)[:2],
     ]
-    clients_per_process = 10
-    rps_per_client = args.rate / (len(picks) * clients_per_process)
-
-    processes = []
-    for n, row in enumerate(picks):
-        body = folder / f"constant-{n}.json"
-        body.write_text(json.dumps({"features": data["features"][row].tolist()}))
-        log = folder / f"constant-{n}.tsv"
-        command = [
-            "h2load",
-            "--h1",
-            "-t1",
-            f"-c{clients_per_process}",
-            f"--rps={rps_per_client:g}",
-            # clients start 1 ms apart, so their timers do not all fire at once
-            "-r1",
-            "--rate-period=1ms",
-            f"-n{int(rps_per_client * args.constant_duration) * clients_per_process}",
-            "-d",
-            str(body),
-            f"--log-file={log}",
-            "-H",
-            "Content-Type: application/json",
+    runs = [
+        h2load.start(
             url,
-        ]
-        processes.append(
-            (
-                subprocess.Popen(
-                    command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-                ),
-                log,
-            )
+            data["features"][row].tolist(),
+            folder,
+            rate=args.rate / len(picks),
+            seconds=args.constant_duration,
         )
+        for row in picks
+    ]
+    answers = [answer for run in runs for answer in h2load.finish(run)]
 
-    cpu = 0.0
-    for process, _ in processes:
-        process.stdout.read()
-        _, status, usage = os.wait4(process.pid, 0)
-        cpu += usage.ru_utime + usage.ru_stime
-
-    latencies, statuses, starts = [], [], []
-    for _, log in processes:
-        for line in log.read_text().splitlines():
-            start_us, status, elapsed_us = line.split("\t")[:3]
-            starts.append(int(start_us))
-            statuses.append(int(status))
-            latencies.append(int(elapsed_us) / 1e3)
-    latencies = np.array(latencies)
-    span = (max(starts) - min(starts)) / 1e6
+    latencies = np.array([a.latency_ms for a in answers])
+    starts = [a.start_s for a in answers]
     return {
         "target_rps": args.rate,
-        "achieved_rps": len(latencies) / span,
-        "requests": len(latencies),
+        "achieved_rps": len(answers) / (max(starts) - min(starts)),
+        "requests": len(answers),
         "p50_ms": float(np.percentile(latencies, 50)),
         "p99_ms": float(np.percentile(latencies, 99)),
         "max_ms": float(latencies.max()),
-        "errors": sum(1 for s in statuses if s != 200),
-        "loadgen_cpu_pct": 100 * cpu / args.constant_duration,
+        "errors": sum(1 for a in answers if a.status != 200),
+        "loadgen_cpu_pct": 100 * sum(r.cpu_s for r in runs) / args.constant_duration,
     }
 
 

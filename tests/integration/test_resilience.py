@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from loadtest.h2load import finish, p99, start
 from tests.conftest import MODEL_DIR, ROOT
-from tests.integration.loadgen import finish_load, p99, start_load
 from training.repository import pin_version
 
 pytestmark = pytest.mark.stack
@@ -100,16 +100,14 @@ def statuses(answers) -> dict[int, int]:
 
 def test_triton_killed_under_load_gives_fast_503s_then_recovers(faulty, row, tmp_path):
     wait_until(lambda: predict(faulty, row).status_code == 200)
-    load, log = start_load(
-        f"{faulty.nginx}/predict", row, tmp_path, rate=100, seconds=20
-    )
+    load = start(f"{faulty.nginx}/predict", row, tmp_path, rate=100, seconds=20)
     time.sleep(3)
 
     killed_at = time.time()
     os.kill(supervised_pid(faulty, "triton"), signal.SIGKILL)
     time.sleep(1)
     ready_at = wait_until(lambda: triton_ready(faulty))
-    answers = finish_load(load, log)
+    answers = finish(load)
 
     failures = [a for a in answers if a.status != 200]
     assert set(statuses(answers)) <= {200, 503}, statuses(answers)
@@ -131,9 +129,7 @@ def test_triton_stalled_gives_504_then_open_circuit_503_then_recovers(
     faulty, row, tmp_path
 ):
     wait_until(lambda: predict(faulty, row).status_code == 200)
-    load, log = start_load(
-        f"{faulty.nginx}/predict", row, tmp_path, rate=100, seconds=16
-    )
+    load = start(f"{faulty.nginx}/predict", row, tmp_path, rate=100, seconds=16)
     time.sleep(2)
 
     triton = supervised_pid(faulty, "triton")
@@ -145,7 +141,7 @@ def test_triton_stalled_gives_504_then_open_circuit_503_then_recovers(
     finally:
         os.kill(triton, signal.SIGCONT)
     continued_at = time.time()
-    answers = finish_load(load, log)
+    answers = finish(load)
 
     stalled = [a for a in answers if stopped_at <= a.start_s < continued_at]
     timed_out = [a for a in stalled if a.status == 504]
@@ -170,14 +166,14 @@ def test_triton_stalled_gives_504_then_open_circuit_503_then_recovers(
 
 def test_spike_of_twenty_times_gets_only_200_429_503_and_settles(faulty, row, tmp_path):
     quiet_rate, seconds = 100, 26
-    quiet, quiet_log = start_load(
+    quiet = start(
         f"{faulty.nginx}/predict", row, tmp_path, rate=quiet_rate, seconds=seconds
     )
     time.sleep(6)
     spike_started = time.time()
     spike_dir = tmp_path / "spike"
     spike_dir.mkdir()
-    spike, spike_log = start_load(
+    spike = start(
         f"{faulty.nginx}/predict",
         row,
         spike_dir,
@@ -185,9 +181,9 @@ def test_spike_of_twenty_times_gets_only_200_429_503_and_settles(faulty, row, tm
         seconds=10,
         clients=40,
     )
-    spike_answers = finish_load(spike, spike_log)
+    spike_answers = finish(spike)
     spike_ended = time.time()
-    answers = finish_load(quiet, quiet_log) + spike_answers
+    answers = finish(quiet) + spike_answers
 
     assert set(statuses(answers)) <= {200, 429, 503}, statuses(answers)
     assert max(a.latency_ms for a in answers) < TIMEOUT_S * 1e3 + 500
@@ -243,9 +239,7 @@ def test_model_swap_and_rollback_under_load_lose_no_request(
         timeout=300,
     )
     before = served_version(faulty, row)
-    load, log = start_load(
-        f"{faulty.nginx}/predict", row, tmp_path, rate=100, seconds=14
-    )
+    load = start(f"{faulty.nginx}/predict", row, tmp_path, rate=100, seconds=14)
     time.sleep(2)
 
     started = time.monotonic()
@@ -254,7 +248,7 @@ def test_model_swap_and_rollback_under_load_lose_no_request(
     after_load = served_version(faulty, row)
     run_models(faulty, repository, "rollback")
     after_rollback = served_version(faulty, row)
-    answers = finish_load(load, log)
+    answers = finish(load)
 
     assert (before, after_load, after_rollback) == ("1", "2", "1")
     assert statuses(answers) == {200: len(answers)}
@@ -268,16 +262,14 @@ def test_crashed_gateway_is_restarted_and_nginx_answers_503_meanwhile(
     faulty, row, tmp_path
 ):
     wait_until(lambda: predict(faulty, row).status_code == 200)
-    load, log = start_load(
-        f"{faulty.nginx}/predict", row, tmp_path, rate=100, seconds=12
-    )
+    load = start(f"{faulty.nginx}/predict", row, tmp_path, rate=100, seconds=12)
     time.sleep(2)
 
     old = supervised_pid(faulty, "gateway")
     killed_at = time.time()
     os.kill(old, signal.SIGKILL)
     back_at = wait_until(lambda: predict(faulty, row).status_code == 200)
-    answers = finish_load(load, log)
+    answers = finish(load)
 
     assert supervised_pid(faulty, "gateway") != old
     assert set(statuses(answers)) <= {200, 503}, statuses(answers)
