@@ -19,13 +19,9 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 from deploy import stack
-from training.repository import pin_version
+from training.repository import disk_versions, pin_version
 
 MODEL = stack.MODEL_NAME
-
-
-def disk_versions(model_dir) -> list[int]:
-    return sorted(int(p.parent.name) for p in model_dir.glob("[0-9]*/model.onnx"))
 
 
 def served_versions(client) -> list[int]:

@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from training.repository import disk_versions
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "fraud_xgb"
 
@@ -356,7 +358,7 @@ def is_running(s: StackSettings) -> bool:
 
 def has_model(s: StackSettings) -> bool:
     model = ROOT / s.model_repository / MODEL_NAME
-    return (model / "config.pbtxt").exists() and any(model.glob("[0-9]*/model.onnx"))
+    return (model / "config.pbtxt").exists() and bool(disk_versions(model))
 
 
 def wait_ready(s: StackSettings) -> None:

@@ -9,7 +9,6 @@ class Settings:
     # Triton's KServe v2 HTTP endpoint, host:port
     triton_url: str = "127.0.0.1:8000"
     model_name: str = "fraud_xgb"
-    n_features: int = 30
     # rows per /predict/batch call; Triton's max_batch_size bounds a coalesced batch
     max_batch_rows: int = 256
     # bytes; nginx enforces the same cap in front

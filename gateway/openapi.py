@@ -5,7 +5,13 @@ import functools
 import msgspec
 
 from gateway.config import Settings
-from gateway.schema import BatchPrediction, BatchRequest, Prediction, PredictRequest
+from gateway.schema import (
+    N_FEATURES,
+    BatchPrediction,
+    BatchRequest,
+    Prediction,
+    PredictRequest,
+)
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
@@ -74,7 +80,7 @@ def openapi_document(settings: Settings) -> dict:
         "info": {
             "title": "Fraud scoring gateway",
             "version": "1.0.0",
-            "description": f"Scores one card transaction ({settings.n_features} "
+            "description": f"Scores one card transaction ({N_FEATURES} "
             f"numeric features) with model {settings.model_name!r} served by Triton.",
         },
         "paths": {

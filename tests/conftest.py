@@ -31,7 +31,6 @@ class Stack:
     nginx: str
     triton_http: str
     triton_grpc: str
-    gateway: str
     run_dir: Path
 
     def command(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -70,7 +69,6 @@ def start_stack(run_dir: Path, **overrides: str) -> Stack:
         f"http://127.0.0.1:{nginx}",
         f"127.0.0.1:{http}",
         f"127.0.0.1:{grpc}",
-        f"http://127.0.0.1:{gateway}",
         run_dir,
     )
     result = stack.command("up", check=False)

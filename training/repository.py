@@ -59,6 +59,11 @@ _POLICY = re.compile(r"^version_policy: .*$", re.MULTILINE)
 _THRESHOLD = re.compile(r'(key: "decision_threshold" value: \{ string_value: ")[^"]*')
 
 
+def disk_versions(model_dir: Path) -> list[int]:
+    """Version numbers that have a model.onnx, oldest first."""
+    return sorted(int(p.parent.name) for p in model_dir.glob("[0-9]*/model.onnx"))
+
+
 def pin_version(model_dir: Path, version: int | None) -> float:
     """Make config.pbtxt serve ``version`` (None: the newest) with its threshold.
 
@@ -66,7 +71,7 @@ def pin_version(model_dir: Path, version: int | None) -> float:
     this function: not when training adds a version, not when Triton restarts.
     Returns that version's threshold, read from its metadata.json.
     """
-    versions = sorted(int(p.parent.name) for p in model_dir.glob("[0-9]*/model.onnx"))
+    versions = disk_versions(model_dir)
     chosen = version or versions[-1]
     metadata = model_dir / str(chosen) / "metadata.json"
     if chosen not in versions or not metadata.exists():
