@@ -96,16 +96,12 @@ class TritonScorer:
         second = asyncio.ensure_future(
             call(self.settings.model_name, inputs, outputs=outputs)
         )
+        attempts = asyncio.as_completed((first, second))
         try:
-            pending = {first, second}
-            while pending:
-                done, pending = await asyncio.wait(
-                    pending, return_when=asyncio.FIRST_COMPLETED
-                )
-                finished = done.pop()
-                if finished.exception() is None or not pending:
-                    return finished.result()
-            raise AssertionError("unreachable: the loop returns or raises")
+            try:
+                return await next(attempts)
+            except Exception:  # the first to finish failed: wait for the other
+                return await next(attempts)
         finally:
             self._hedging = False
             for task in (first, second):

@@ -50,6 +50,26 @@ def test_a_stalled_call_is_answered_by_its_copy():
     assert client.calls == 2
 
 
+class StallThenFailFast:
+    """The first call stalls, the copy fails at once, then the first answers."""
+
+    def __init__(self):
+        self.calls = 0
+
+    async def infer(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 2:
+            raise ConnectionResetError("copy lost")
+        await asyncio.sleep(0.05)
+        return "first answer"
+
+
+def test_a_failed_copy_still_waits_for_the_first_call():
+    scorer = scorer_with(StallThenFailFast())
+
+    assert asyncio.run(scorer._infer_hedged([], [])) == "first answer"
+
+
 def test_only_one_copy_is_out_at_a_time():
     client = StallFirst()
     scorer = scorer_with(client)
